@@ -37,7 +37,7 @@ def megatron_cases() -> List[Case]:
         ov = ["hardware=dgx_a100", f"workload={wl}", "phase=train", f"hardware.num_chips={gpus}",
               f"plan.tp={tp}", f"plan.pp={pp}", f"plan.dp={gpus // (tp * pp)}", f"phase.global_batch={batch}",
               f"phase.seq_len={SEQ}", "plan.recompute=full", "plan.sp=false", "plan.flash_attention=false",
-              "plan.zero=0", "plan.microbatch=1", "plan.vpp=1"]
+              "plan.zero=0", "plan.microbatch=1", "plan.vpp=1", "plan.dp_overlap=0"]
         out.append(Case("megatron_sc21_table1", wl, ov, float(tflops), "TFLOP/s per GPU"))
     return out
 
@@ -50,7 +50,7 @@ def korthikanti_cases() -> List[Case]:
             ov = ["hardware=dgx_a100", f"workload={wl}", "phase=train", f"hardware.num_chips={gpus}",
                   f"plan.tp={tp}", f"plan.pp={pp}", "plan.dp=1", f"phase.global_batch={batch}",
                   f"phase.seq_len={SEQ}", f"plan.recompute={rc}", f"plan.sp={sp}", "plan.flash_attention=false",
-                  "plan.zero=0", f"plan.microbatch={mb}", f"plan.vpp={vpp}"]
+                  "plan.zero=0", f"plan.microbatch={mb}", f"plan.vpp={vpp}", "plan.dp_overlap=0"]
             out.append(Case("korthikanti_table5", f"{wl} {label}", ov, float(meas), "s per iteration"))
     return out
 

@@ -85,9 +85,14 @@ def p2p_time(bytes_msg, fabric: Fabric):
 
 
 def _split(n, per_domain):
-    """(chips of the group inside one scale-up domain, number of domains the group spans)."""
-    k = jnp.clip(per_domain, 1.0, _safe_n(n))
-    return k, _safe_n(n) / k
+    """(chips of the group inside one scale-up domain, number of domains the group spans).
+
+    Clipped with ``where`` rather than min/max so that at a tie (a group exactly filling its
+    domain) the derivative is the one-sided one of the branch taken, not an average of two.
+    """
+    n = _safe_n(n)
+    k = jnp.where(per_domain >= n, n, jnp.where(per_domain <= 1.0, 1.0, per_domain))
+    return k, n / k
 
 
 def group_allreduce_time(bytes_total, n, system: System, per_domain=None):
