@@ -20,6 +20,13 @@ from pathlib import Path
 from typing import Callable, Dict
 
 from dse.config import CONF_DIR
+
+import warnings
+
+# conf/hydra/launcher/*.yaml share their names with the plugins' ConfigStore entries on purpose
+# (hydra/launcher=joblib): Hydra validates them against those schemas and warns each composition.
+warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/\w+' is validated against ConfigStore schema",
+                        category=UserWarning)
 TASKS: Dict[str, Callable] = {}
 
 
