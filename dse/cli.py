@@ -106,9 +106,9 @@ def run_task(cfg):
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         _fail(str(e))
-    if isinstance(out, dict):
+    if isinstance(out, dict):   # the objective for sweepers: 0 for an infeasible design
         obj = out.get("objective", out.get("tokens_per_joule"))
-        return float(obj) if obj is not None else None
+        return float(obj) if obj is not None and out.get("feasible", True) else 0.0
     return out
 
 
