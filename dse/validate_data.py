@@ -72,3 +72,18 @@ def cloudmatrix_cases() -> List[Case]:
             ov += [f"phase.seq_len={c['seq_len']}"]
         out.append(Case("cloudmatrix384_serving", c["name"], ov, float(c["tokens_s_per_chip"]), "tokens/s per NPU"))
     return out
+
+
+def gpu_serving_cases() -> List[Case]:
+    """Out-of-sample DeepSeek FP8 serving points on H800/H100 (cm384_paper Tables 2-3)."""
+    out = []
+    for c in load_measurements()["gpu_deepseek_serving"]:
+        n = c["num_chips"]
+        ov = [f"hardware={c['hardware']}", "workload=deepseek_v3", f"phase={c['phase']}", f"hardware.num_chips={n}",
+              "plan.tp=1", f"plan.dp={n}", f"plan.ep={c['ep']}", f"phase.batch={c['batch']}", "phase.dtype=fp8"]
+        if c["phase"] == "decode":
+            ov += [f"phase.context_len={c['context_len']}", f"phase.mtp_tokens_per_step={c['mtp_tokens_per_step']}"]
+        else:
+            ov += [f"phase.seq_len={c['seq_len']}"]
+        out.append(Case("gpu_deepseek_serving", c["name"], ov, float(c["tokens_s_per_chip"]), "tokens/s per GPU"))
+    return out

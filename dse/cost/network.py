@@ -115,25 +115,43 @@ def group_reduce_scatter_time(bytes_total, n, system: System, per_domain=None):
     return group_allgather_time(bytes_total, n, system, per_domain)
 
 
-def group_alltoall_time(bytes_sent, n, system: System, per_domain=None, messages=None):
+def dedup_factor(d, fanout):
+    """Cross-domain bytes of a hierarchical dispatch relative to a flat one.
+
+    A token routed to ``fanout`` experts spread uniformly over ``d`` domains crosses the scale-out
+    tier once per *distinct* remote domain, (d-1)(1-(1-1/d)^fanout) copies on average, and is
+    forwarded to its experts inside each domain on scale-up (DeepEP / node-limited routing),
+    instead of fanout (d-1)/d copies. ``fanout`` = 1 gives 1.
+    """
+    d = jnp.maximum(d, 1.0)
+    flat = fanout * (d - 1.0) / d
+    active = (d > 1.0) & (flat > 0.0)
+    base = jnp.where(active, 1.0 - 1.0 / d, 0.5)          # safe operands: finite gradients everywhere
+    hier = (d - 1.0) * (1.0 - base ** jnp.where(active, fanout, 1.0))
+    return jnp.where(active, hier / jnp.where(active, flat, 1.0), 1.0)
+
+
+def group_alltoall_time(bytes_sent, n, system: System, per_domain=None, messages=None, fanout=1.0):
     """All-to-all over ``n`` chips spanning ``d`` domains of ``k`` chips.
 
     A share 1/d of each chip's bytes stays inside its domain (flat all-to-all on scale-up); the
-    rest, (d-1)/d, leaves through the chip's own scale-out link. ``messages``: distinct messages
-    a chip sends at most (e.g. token copies), split between the tiers like the bytes.
+    rest, (d-1)/d, leaves through the chip's own scale-out link, reduced by
+    :func:`dedup_factor` when each token goes to ``fanout`` destinations. ``messages``: distinct
+    messages a chip sends at most (e.g. token copies), split between the tiers like the bytes.
     """
     k, d = _split(n, system.scale_up_size if per_domain is None else per_domain)
+    r = dedup_factor(d, fanout)
     m_local = None if messages is None else messages / d
-    m_remote = None if messages is None else messages * (d - 1.0) / d
+    m_remote = None if messages is None else messages * (d - 1.0) / d * r
     local = alltoall_time(bytes_sent / d, k, system.scale_up, m_local)
-    remote = jnp.where(d > 1.0, alltoall_time(bytes_sent, d, system.scale_out, m_remote), 0.0)
+    remote = jnp.where(d > 1.0, alltoall_time(bytes_sent * r, d, system.scale_out, m_remote), 0.0)
     return local + remote
 
 
-def alltoall_bytes_by_tier(bytes_sent, n, system: System, per_domain=None):
+def alltoall_bytes_by_tier(bytes_sent, n, system: System, per_domain=None, fanout=1.0):
     """(bytes each chip sends on scale-up, on scale-out) in :func:`group_alltoall_time`."""
     k, d = _split(n, system.scale_up_size if per_domain is None else per_domain)
-    return bytes_sent / d * _frac(k), bytes_sent * _frac(d)
+    return bytes_sent / d * _frac(k), bytes_sent * _frac(d) * dedup_factor(d, fanout)
 
 
 def group_p2p_time(bytes_msg, crosses_domain, system: System):

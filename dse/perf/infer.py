@@ -55,10 +55,11 @@ def _layer_time(system: System, model: Model, phase: Phase, plan: Plan, tokens, 
         ops += C.expert_ffn_ops(model, sent * M.expert_load_factor(model, plan) * phase.expert_imbalance, local, group_tokens * model.top_k, ab, wb)
         a2a = sent * model.hidden * (phase.act_bytes + C.ACT)          # dispatch + combine
         msgs = sent                                                     # one message per token copy
-        dispatch = N.group_alltoall_time(sent * model.hidden * phase.act_bytes, plan.ep, system, messages=msgs)
-        combine = N.group_alltoall_time(sent * model.hidden * C.ACT, plan.ep, system, messages=msgs)
+        k = model.top_k
+        dispatch = N.group_alltoall_time(sent * model.hidden * phase.act_bytes, plan.ep, system, messages=msgs, fanout=k)
+        combine = N.group_alltoall_time(sent * model.hidden * C.ACT, plan.ep, system, messages=msgs, fanout=k)
         ep_s = (1.0 - plan.ep_overlap) * (dispatch + combine)
-        up_b, out_b = N.alltoall_bytes_by_tier(a2a, plan.ep, system)
+        up_b, out_b = N.alltoall_bytes_by_tier(a2a, plan.ep, system, fanout=model.top_k)
     else:
         ops += C.dense_ffn_ops(model, tokens, model.ffn, t, ab, wb)
     msg = tokens * model.hidden * C.ACT

@@ -100,8 +100,9 @@ def train_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> Met
     a2a_bytes = copies * model.hidden * (phase.act_bytes + C.ACT)
     n_a2a = 2.0 + jnp.clip(plan.recompute - 1.0, 0.0, 1.0)
     ep_domain = up / (t * cp)
-    one_pair = (N.group_alltoall_time(copies * model.hidden * phase.act_bytes, plan.ep, system, ep_domain, copies)
-                + N.group_alltoall_time(copies * model.hidden * C.ACT, plan.ep, system, ep_domain, copies))
+    k = model.top_k
+    one_pair = (N.group_alltoall_time(copies * model.hidden * phase.act_bytes, plan.ep, system, ep_domain, copies, k)
+                + N.group_alltoall_time(copies * model.hidden * C.ACT, plan.ep, system, ep_domain, copies, k))
     ep_comm = (1.0 - plan.ep_overlap) * n_a2a * one_pair * n_moe
     # pipeline p2p: activations forward and gradients backward at each boundary; Megatron's
     # scatter/gather splits each message over the TP ranks (each sends 1/t, then all-gathers on scale-up)
@@ -148,7 +149,7 @@ def train_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> Met
     hw_flops = m * (sum(v["count"] * v["flops"] for v in per_kind.values()) + 3.0 * C.ops_flops(head) / pp)
     hbm = m * sum(v["count"] * v["bytes"] for v in per_kind.values()) + p_chip * OPT_BYTES_PER_PARAM * opt_shard
     tp_bytes = m * n_tp_coll * 2.0 * act_msg * model.layers / pp * jnp.where(t > 1.0, (t - 1.0) / t, 0.0)
-    ep_up, ep_out = N.alltoall_bytes_by_tier(a2a_bytes * n_a2a * n_moe * m, plan.ep, system, ep_domain)
+    ep_up, ep_out = N.alltoall_bytes_by_tier(a2a_bytes * n_a2a * n_moe * m, plan.ep, system, ep_domain, model.top_k)
     dp_bytes = 2.0 * p_chip * GRAD_COMM_B * jnp.where(dp_n > 1.0, (dp_n - 1.0) / dp_n, 0.0)
     dp_out_share = jnp.where(dp_n > dp_domain, 1.0, 0.0)
     pp_bytes = jnp.where(pp > 1.0, m * 2.0 * vpp * p2p_msg, 0.0)
