@@ -59,31 +59,26 @@ def build_case(case: Case):
     return build(compose_config(case.overrides))
 
 
+def _serving_overrides(c: dict, hardware: str, dtype: str) -> List[str]:
+    """Overrides of one DeepSeek serving measurement: DP attention over all chips, EP as given."""
+    n = c["num_chips"]
+    ov = [f"hardware={hardware}", "workload=deepseek_v3", f"phase={c['phase']}", f"hardware.num_chips={n}",
+          f"plan.tp={c.get('tp', 1)}", f"plan.dp={c.get('dp', n)}", f"plan.ep={c['ep']}", f"phase.batch={c['batch']}",
+          f"phase.dtype={dtype}"]
+    if c["phase"] == "decode":
+        return ov + [f"phase.context_len={c['context_len']}", f"phase.mtp_tokens_per_step={c['mtp_tokens_per_step']}"]
+    return ov + [f"phase.seq_len={c['seq_len']}"]
+
+
 def cloudmatrix_cases() -> List[Case]:
     """CloudMatrix-Infer serving points (tokens/s per NPU), with the issue's exact overrides."""
-    out = []
-    for c in load_measurements()["cloudmatrix384_serving"]:
-        ov = ["hardware=cloudmatrix384", "workload=deepseek_v3", f"phase={c['phase']}",
-              f"hardware.num_chips={c['num_chips']}", f"plan.tp={c['tp']}", f"plan.dp={c['dp']}",
-              f"plan.ep={c['ep']}", f"phase.batch={c['batch']}", "phase.dtype=int8"]
-        if c["phase"] == "decode":
-            ov += [f"phase.context_len={c['context_len']}", f"phase.mtp_tokens_per_step={c['mtp_tokens_per_step']}"]
-        else:
-            ov += [f"phase.seq_len={c['seq_len']}"]
-        out.append(Case("cloudmatrix384_serving", c["name"], ov, float(c["tokens_s_per_chip"]), "tokens/s per NPU"))
-    return out
+    return [Case("cloudmatrix384_serving", c["name"], _serving_overrides(c, "cloudmatrix384", "int8"),
+                 float(c["tokens_s_per_chip"]), "tokens/s per NPU")
+            for c in load_measurements()["cloudmatrix384_serving"]]
 
 
 def gpu_serving_cases() -> List[Case]:
     """Out-of-sample DeepSeek FP8 serving points on H800/H100 (cm384_paper Tables 2-3)."""
-    out = []
-    for c in load_measurements()["gpu_deepseek_serving"]:
-        n = c["num_chips"]
-        ov = [f"hardware={c['hardware']}", "workload=deepseek_v3", f"phase={c['phase']}", f"hardware.num_chips={n}",
-              "plan.tp=1", f"plan.dp={n}", f"plan.ep={c['ep']}", f"phase.batch={c['batch']}", "phase.dtype=fp8"]
-        if c["phase"] == "decode":
-            ov += [f"phase.context_len={c['context_len']}", f"phase.mtp_tokens_per_step={c['mtp_tokens_per_step']}"]
-        else:
-            ov += [f"phase.seq_len={c['seq_len']}"]
-        out.append(Case("gpu_deepseek_serving", c["name"], ov, float(c["tokens_s_per_chip"]), "tokens/s per GPU"))
-    return out
+    return [Case("gpu_deepseek_serving", c["name"], _serving_overrides(c, c["hardware"], "fp8"),
+                 float(c["tokens_s_per_chip"]), "tokens/s per GPU")
+            for c in load_measurements()["gpu_deepseek_serving"]]
