@@ -174,6 +174,14 @@ def _precheck(argv) -> None:
 
     overrides = [a for a in argv if not a.startswith("hydra.") and not a.startswith("hydra/")]
     _ARGV[:] = overrides
+    for a in overrides:   # "+group.key=v" would append silently to a typed group: a typo must not pass
+        key = a.lstrip("+").split("=", 1)[0]
+        parts = key.split(".")
+        if a.startswith("+") and len(parts) >= 2 and parts[0] in ("hardware", "workload", "phase", "plan"):
+            allowed = _schema_keys(parts[-2])
+            if allowed and parts[-1] not in allowed:
+                _fail(f"{key}={a.split('=', 1)[1] if '=' in a else '?'}: unknown key; allowed keys of "
+                      f"{'.'.join(parts[:-1])}: {', '.join(allowed)}")
     try:
         with initialize_config_dir(config_dir=CONF_DIR, version_base=None):
             cfg = compose(config_name="config", overrides=overrides)

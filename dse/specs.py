@@ -30,8 +30,29 @@ ATTENTIONS = ("mha", "gqa", "mla")
 PHASES = ("train", "prefill", "decode")
 
 
+SI_RANGE = (1e-20, 1e25)   # every positive SI number must sit well inside float32 (no overflow downstream)
+
+
 def _f(x) -> jnp.ndarray:
     return jnp.asarray(x, dtype=jnp.result_type(float))
+
+
+def _si(field: str, value: float, scale: float, unit: str = "") -> jnp.ndarray:
+    """``value`` (config units, already validated >= 0) times ``scale`` as an array; a non-zero SI
+    value outside SI_RANGE is a ConfigError (it would overflow float32 downstream)."""
+    v = value * scale
+    if v != 0.0 and not SI_RANGE[0] <= v <= SI_RANGE[1]:
+        lo, hi = SI_RANGE[0] / scale, SI_RANGE[1] / scale
+        raise ConfigError(field, value, f"a number in [{lo:.3g}, {hi:.3g}]{(' ' + unit) if unit else ''}")
+    return _f(v)
+
+
+def _eff(field: str, value) -> float:
+    """An achievable-efficiency fraction in (0, 1]."""
+    v = require_fraction(field, value)
+    if v == 0.0:
+        raise ConfigError(field, value, "a fraction in (0, 1]")
+    return v
 
 
 def _get(cfg: Mapping, key: str, default=None):
@@ -88,17 +109,18 @@ class Chip:
         e = _get(cfg, "efficiency") or {}
         pe = lambda k: f"{prefix}.efficiency.{k}"
         return cls(
-            flops_bf16=_f(bf16 * TERA), flops_fp8=_f(fp8 * TERA), flops_int8=_f(int8 * TERA),
-            hbm_bytes=_f(require_positive(p("hbm_gb"), _get(cfg, "hbm_gb")) * GB),
-            hbm_bw=_f(require_positive(p("hbm_tb_s"), _get(cfg, "hbm_tb_s")) * TERA),
-            tdp_w=_f(tdp), idle_w=_f(idle),
+            flops_bf16=_si(p("bf16_tflops"), bf16, TERA, "TFLOP/s"), flops_fp8=_si(p("fp8_tflops"), fp8, TERA, "TFLOP/s"),
+            flops_int8=_si(p("int8_tops"), int8, TERA, "TOP/s"),
+            hbm_bytes=_si(p("hbm_gb"), require_positive(p("hbm_gb"), _get(cfg, "hbm_gb")), GB, "GB"),
+            hbm_bw=_si(p("hbm_tb_s"), require_positive(p("hbm_tb_s"), _get(cfg, "hbm_tb_s")), TERA, "TB/s"),
+            tdp_w=_si(p("tdp_w"), tdp, 1.0, "W"), idle_w=_si(p("idle_w"), idle, 1.0, "W"),
             hbm_j_per_byte=_f(require_positive(p("hbm_pj_per_bit"), _get(cfg, "hbm_pj_per_bit", 4.0), True) * 8e-12),
             dies=_f(require_int(p("dies"), _get(cfg, "dies", 1), 1, 16)),
-            eff_matmul_max=_f(require_fraction(pe("matmul_max"), _get(e, "matmul_max", 0.8))),
+            eff_matmul_max=_f(_eff(pe("matmul_max"), _get(e, "matmul_max", 0.8))),
             eff_matmul_half_flop=_f(require_positive(pe("matmul_half_gflop"), _get(e, "matmul_half_gflop", 2.0), True) * 1e9),
-            eff_attention_max=_f(require_fraction(pe("attention_max"), _get(e, "attention_max", 0.6))),
-            eff_hbm=_f(require_fraction(pe("hbm"), _get(e, "hbm", 0.85))),
-            vector_flops=_f(require_fraction(pe("vector_flops_frac"), _get(e, "vector_flops_frac", 0.05)) * bf16 * TERA),
+            eff_attention_max=_f(_eff(pe("attention_max"), _get(e, "attention_max", 0.6))),
+            eff_hbm=_f(_eff(pe("hbm"), _get(e, "hbm", 0.85))),
+            vector_flops=_f(_eff(pe("vector_flops_frac"), _get(e, "vector_flops_frac", 0.05)) * bf16 * TERA),
             op_overhead_s=_f(require_positive(pe("op_overhead_us"), _get(e, "op_overhead_us", 2.0), True) * US),
             reserved_bytes=_f(require_positive(p("reserved_gb"), _get(cfg, "reserved_gb", 2.0), True) * GB),
         )
@@ -130,9 +152,9 @@ class Fabric:
         if eff == 0:
             raise ConfigError(p("efficiency"), eff, "a fraction in (0, 1]")
         return cls(
-            bw=_f(require_positive(p("gb_s"), _get(cfg, "gb_s")) * GB),
-            latency_s=_f(require_positive(p("latency_us"), _get(cfg, "latency_us"), True) * US),
-            msg_s=_f(require_positive(p("msg_us"), _get(cfg, "msg_us", 0.4), True) * US),
+            bw=_si(p("gb_s"), require_positive(p("gb_s"), _get(cfg, "gb_s")), GB, "GB/s"),
+            latency_s=_si(p("latency_us"), require_positive(p("latency_us"), _get(cfg, "latency_us"), True), US, "us"),
+            msg_s=_si(p("msg_us"), require_positive(p("msg_us"), _get(cfg, "msg_us", 0.4), True), US, "us"),
             domain_size=_f(require_int(p("domain_size"), _get(cfg, "domain_size"), 1)),
             efficiency=_f(eff),
             j_per_byte=_f(require_positive(p("pj_per_bit"), _get(cfg, "pj_per_bit", 5.0), True) * 8e-12),
@@ -284,8 +306,8 @@ class Phase:
         kv = _get(cfg, "kv_dtype")
         kv = dtype if kv is None else _tag(cfg, "kv_dtype", tuple(DTYPE_BYTES), "phase")
         mtp = require_positive(p("mtp_tokens_per_step"), _get(cfg, "mtp_tokens_per_step", 1.0))
-        if mtp < 1.0:
-            raise ConfigError(p("mtp_tokens_per_step"), mtp, "a number >= 1 (accepted tokens per decode step)")
+        if not 1.0 <= mtp <= 16.0:
+            raise ConfigError(p("mtp_tokens_per_step"), mtp, "a number in [1, 16] (accepted tokens per decode step)")
         imb = require_positive(p("expert_imbalance"), _get(cfg, "expert_imbalance", 1.0))
         if imb < 1.0:
             raise ConfigError(p("expert_imbalance"), imb, "a number >= 1 (hottest / mean expert load)")
@@ -374,6 +396,11 @@ class Plan:
             if int(phase.batch) < dp:
                 raise ConfigError("phase.batch", int(phase.batch), f"at least plan.dp={dp} (one sequence per replica)")
         red = require_int(p("redundant_experts"), _get(cfg, "redundant_experts", 0), 0)
+        if experts == 0 and red:
+            raise ConfigError(p("redundant_experts"), red, "0 for a dense model (workload.experts=0)")
+        imb = float(f"{float(phase.expert_imbalance):.6g}")
+        if experts and imb > ep:
+            raise ConfigError("phase.expert_imbalance", imb, f"a number in [1, plan.ep={ep}] (the hottest rank takes at most all tokens)")
         return cls(
             dp=_f(dp), tp=_f(tp), pp=_f(pp), ep=_f(ep), cp=_f(cp), microbatch=_f(mb), vpp=_f(vpp),
             zero=_f(zero), recompute=_f(RECOMPUTE_LEVEL[rc]), sp=_f(1.0 if _get(cfg, "sp", False) else 0.0),

@@ -169,7 +169,7 @@ def prefill_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> M
     total = (chunks + pp - 1.0) * stage
     tokens_step = phase.batch * s
     st = dict(st)
-    st = {k: v * chunks * pp if k in ("flops", "bytes", "up", "out") else v for k, v in st.items()}
+    st = {k: v * chunks if k in ("flops", "bytes", "up", "out") else v for k, v in st.items()}   # per chip: its own stage
     kv_per_seq = M.kv_bytes_per_token(model, phase) * s / (pp * (1.0 if model.attention == "mla" else jnp.minimum(t, model.kv_heads)))
     mem = dict(weights=M.inference_weight_bytes(model, phase, plan_d),
                kv_cache=kv_per_seq * prompts,
