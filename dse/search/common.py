@@ -73,7 +73,9 @@ def exact_scores(problem: Problem, chunk: int = 65536):
         n = designs.shape[0]
         if n == 0:
             return np.zeros(0), np.zeros(0, bool), np.zeros(0)
-        size = chunk if n >= chunk else int(np.ceil(n / nd) * nd)
+        # pad short batches to a power of two: a handful of compiled sizes instead of one per length
+        size = chunk if n >= chunk else max(nd, int(2 ** np.ceil(np.log2(max(n, 1)))))
+        size = int(np.ceil(size / nd) * nd)
         scores, oks, merits = [], [], []
         for start in range(0, n, size):
             part = designs[start:start + size]
