@@ -379,9 +379,9 @@ class Plan:
             raise ConfigError("plan.pp*vpp", pp * vpp, f"a divisor of workload.layers={layers}")
         if experts == 0 and ep != 1:
             raise ConfigError(p("ep"), ep, "1 for a dense model (workload.experts=0)")
-        red_cfg = require_int(p("redundant_experts"), _get(cfg, "redundant_experts", 0), 0)
-        if experts and ep > experts + red_cfg:
-            raise ConfigError(p("ep"), ep, f"at most workload.experts + plan.redundant_experts = {experts + red_cfg}")
+        red = require_int(p("redundant_experts"), _get(cfg, "redundant_experts", 0), 0)
+        if experts and ep > experts + red:
+            raise ConfigError(p("ep"), ep, f"at most workload.experts + plan.redundant_experts = {experts + red}")
         if (dp * tp * cp) % ep:
             raise ConfigError(p("ep"), ep, f"a divisor of plan.dp*tp*cp={dp * tp * cp}")
         if phase.kind == "train":
@@ -395,7 +395,6 @@ class Plan:
                 raise ConfigError(p("cp"), cp, "1 for inference phases")
             if int(phase.batch) < dp:
                 raise ConfigError("phase.batch", int(phase.batch), f"at least plan.dp={dp} (one sequence per replica)")
-        red = require_int(p("redundant_experts"), _get(cfg, "redundant_experts", 0), 0)
         if experts == 0 and red:
             raise ConfigError(p("redundant_experts"), red, "0 for a dense model (workload.experts=0)")
         imb = float(f"{float(phase.expert_imbalance):.6g}")

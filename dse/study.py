@@ -48,7 +48,7 @@ def _system_base(sys_cfg, scenario) -> List[str]:
     # a valid starting plan for the base build (the search replaces the degrees)
     n = int(sys_cfg.get("num_chips") or 8)
     if scenario.get("inference"):
-        ov += [f"phase.batch={256 * n}", "plan.tp=1", f"plan.dp={n}", f"plan.ep={min(n, 256)}" if n <= 256 else "plan.ep=128"]
+        ov += [f"phase.batch={256 * n}", "plan.tp=1", f"plan.dp={n}", f"plan.ep={n if n <= 256 else 128}"]   # ep <= 256 experts, divides n
     else:
         ov += ["plan.tp=8", f"plan.dp={n // 8}"]
     return ov

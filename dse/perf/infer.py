@@ -37,8 +37,8 @@ def per_die(system: System, plan: Plan):
     return die_sys, plan.replace(dp=plan.dp * d, ep=plan.ep * d)
 
 
-def _layer_time(system: System, model: Model, phase: Phase, plan: Plan, tokens, seqs, moe, attn_ops, group_tokens):
-    """Time of one layer on one rank for ``tokens`` tokens of ``seqs`` sequences, with its ops."""
+def _layer_time(system: System, model: Model, phase: Phase, plan: Plan, tokens, moe, attn_ops, group_tokens):
+    """Time of one layer on one rank for ``tokens`` tokens (attention ops given), with its ops."""
     chip, t = system.chip, plan.tp
     peak = chip.peak_flops(phase.dtype)
     ab = wb = phase.act_bytes
@@ -70,16 +70,16 @@ def _layer_time(system: System, model: Model, phase: Phase, plan: Plan, tokens, 
                 up=up_b + tp_b, out=out_b)
 
 
-def _stage(system, model, phase, plan, tokens, seqs, attn_ops, group_tokens):
+def _stage(system, model, phase, plan, tokens, attn_ops, group_tokens):
     """One pipeline stage (layers / pp) for one microbatch: summed components."""
-    dense = _layer_time(system, model, phase, plan, tokens, seqs, False, attn_ops, group_tokens)
-    moe = _layer_time(system, model, phase, plan, tokens, seqs, True, attn_ops, group_tokens)
+    dense = _layer_time(system, model, phase, plan, tokens, False, attn_ops, group_tokens)
+    moe = _layer_time(system, model, phase, plan, tokens, True, attn_ops, group_tokens)
     n_moe = model.moe_layers / plan.pp
     n_dense = model.layers / plan.pp - n_moe
     return {k: n_dense * dense[k] + n_moe * moe[k] for k in dense}, moe
 
 
-def _finish(system_chip, die_system, die_plan, model, phase, plan, step, tokens_step, st, extra_s, mem_parts,
+def _finish(system_chip, die_system, die_plan, model, phase, step, tokens_step, st, extra_s, mem_parts,
             kv_per_seq, ttft, tpot):
     """Assemble Metrics (per-chip figures at package granularity)."""
     d = system_chip.chip.dies
@@ -92,7 +92,7 @@ def _finish(system_chip, die_system, die_plan, model, phase, plan, step, tokens_
     max_batch = jnp.floor(free / jnp.maximum(kv_per_seq, 1e-30)) * die_plan.dp
     power, tpj, pbr = energy_metrics(system_chip, phase, step, st["flops"] * d, st["bytes"] * d,
                                      st["up"] * d, st["out"] * d, tokens_step)
-    slo = jnp.where(phase.kind == "decode", slack(phase.tpot_slo_s, tpot), slack(phase.ttft_slo_s, ttft))
+    slo = slack(phase.tpot_slo_s, tpot) if phase.kind == "decode" else slack(phase.ttft_slo_s, ttft)
     hw_flops = st["flops"] * d * n_chips
     return Metrics(
         step_time_s=step, tokens_per_s=tps, tokens_per_s_per_chip=tps / n_chips,
@@ -122,7 +122,7 @@ def decode_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> Me
         attn = C.mla_absorbed_decode_ops(model, seqs, q, ctx, t, phase.kv_bytes)
     else:
         attn = C.gqa_decode_ops(model, seqs, q, ctx, t, phase.kv_bytes)
-    st, moe = _stage(sys_d, model, phase, plan_d, tokens, seqs, attn, tokens / t * plan_d.ep)
+    st, moe = _stage(sys_d, model, phase, plan_d, tokens, attn, tokens / t * plan_d.ep)
     head = C.lm_head_ops(model, tokens, t, phase.act_bytes, phase.weight_bytes)
     t_head = C.ops_time(head, chip, peak)
     # MTP drafting: mtp_depth extra MoE layers + a head pass per draft token, for one token per sequence
@@ -131,7 +131,7 @@ def decode_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> Me
         attn1 = C.mla_absorbed_decode_ops(model, seqs, 1.0, ctx, t, phase.kv_bytes)
     else:
         attn1 = C.gqa_decode_ops(model, seqs, 1.0, ctx, t, phase.kv_bytes)
-    mtp_layer = _layer_time(sys_d, model, phase, plan_d, seqs, seqs, True, attn1, seqs / t * plan_d.ep)
+    mtp_layer = _layer_time(sys_d, model, phase, plan_d, seqs, True, attn1, seqs / t * plan_d.ep)
     head1 = C.ops_time(C.lm_head_ops(model, seqs, t, phase.act_bytes, phase.weight_bytes), chip, peak)
     t_mtp = mtp_on * drafts * (model.mtp_depth * (mtp_layer["compute"] + mtp_layer["tp"] + mtp_layer["ep"]) + head1)
     stage = st["compute"] + st["tp"] + st["ep"] + (t_head + t_mtp) / pp
@@ -149,7 +149,7 @@ def decode_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> Me
                reserved=jnp.broadcast_to(chip.reserved_bytes, jnp.shape(tokens)))
     br = dict(compute=pp * st["compute"], tp_comm=pp * st["tp"], ep_comm=pp * st["ep"], lm_head=t_head, mtp=t_mtp)
     nan = jnp.full_like(step, jnp.nan)
-    return _finish(system, sys_d, plan_d, model, phase, plan, step, tokens_step, st, br, mem, kv_per_seq, nan, tpot)
+    return _finish(system, sys_d, plan_d, model, phase, step, tokens_step, st, br, mem, kv_per_seq, nan, tpot)
 
 
 def prefill_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> Metrics:
@@ -162,7 +162,7 @@ def prefill_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> M
     seqs = prompts / chunks
     tokens = seqs * s
     attn = C.attention_core_ops(model, seqs, s, s, t, plan_d.flash_attention, True, False)
-    st, _ = _stage(sys_d, model, phase, plan_d, tokens, seqs, attn, tokens / t * plan_d.ep)
+    st, _ = _stage(sys_d, model, phase, plan_d, tokens, attn, tokens / t * plan_d.ep)
     head = C.lm_head_ops(model, seqs, t, phase.act_bytes, phase.weight_bytes)    # last position only
     t_head = C.ops_time(head, chip, peak)
     stage = st["compute"] + st["tp"] + st["ep"] + t_head / pp
@@ -178,4 +178,4 @@ def prefill_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> M
     br = dict(compute=chunks * st["compute"], tp_comm=chunks * st["tp"], ep_comm=chunks * st["ep"],
               lm_head=chunks * t_head / pp, pp_bubble=(pp - 1.0) * stage)
     nan = jnp.full_like(total, jnp.nan)
-    return _finish(system, sys_d, plan_d, model, phase, plan, total, tokens_step, st, br, mem, kv_per_seq, total, nan)
+    return _finish(system, sys_d, plan_d, model, phase, total, tokens_step, st, br, mem, kv_per_seq, total, nan)

@@ -77,9 +77,9 @@ def train_metrics(system: System, model: Model, phase: Phase, plan: Plan) -> Met
         t_core, t_rest = C.ops_time(core, chip, peak), C.ops_time(rest, chip, peak)
         t_fwd = t_core + t_rest
         t_rc = jnp.clip(plan.recompute, 0.0, 1.0) * t_core + jnp.clip(plan.recompute - 1.0, 0.0, 1.0) * t_rest
-        per_kind[moe] = dict(count=count, fwd=t_fwd, bwd=2.0 * t_fwd, rc=t_rc, core=t_core,
-                             flops=_hw_flops_per_layer(core, rest, plan.recompute),
-                             rc_flops=_hw_flops_per_layer(core, rest, plan.recompute) - 3.0 * (C.ops_flops(core) + C.ops_flops(rest)),
+        hw = _hw_flops_per_layer(core, rest, plan.recompute)
+        per_kind[moe] = dict(count=count, fwd=t_fwd, bwd=2.0 * t_fwd, rc=t_rc, core=t_core, flops=hw,
+                             rc_flops=hw - 3.0 * (C.ops_flops(core) + C.ops_flops(rest)),
                              bytes=3.0 * C.ops_bytes(core + rest))
     compute = sum(v["count"] * (v["fwd"] + v["bwd"] + v["rc"]) for v in per_kind.values())
     core_time = sum(v["count"] * 3.0 * v["core"] for v in per_kind.values())
